@@ -1,0 +1,179 @@
+"""The batch functions the Ray Data pipeline maps: probe, decode, classify.
+
+Each takes and returns ``dict[str, np.ndarray]`` batches and can be called on a
+plain batch in a test before Ray ever sees it. Rows travel as segments of a
+recording: ``recording, seg, n_segments, w0, w1`` plus the file's facts.
+Features and probabilities cross stage boundaries as float32 bytes
+(``n_windows`` rows each), which Arrow carries as binary without surprises.
+
+A failure on one recording becomes its ``error`` string; it never raises, so
+one bad file cannot stop a sweep.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+
+import numpy as np
+
+from soundbatch import decode, storage
+from soundbatch.card import ModelCard, parse_card
+from soundbatch.grid import WindowGrid
+from soundbatch.model import LoadedModel
+from soundbatch.predictor import OnnxClassifier
+
+log = logging.getLogger(__name__)
+
+# Columns every segment row carries from the probe on.
+SEGMENT_COLUMNS = (
+    "recording", "bytes", "etag", "seg", "n_segments", "w0", "w1", "n_windows_total",
+    "frames", "sample_rate", "channels", "error",
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _card(card_json: str) -> tuple[ModelCard, WindowGrid]:
+    card = parse_card(card_json)
+    return card, WindowGrid.from_card(card)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line reason for a recordings row, keeping the cause's words."""
+    text = str(exc).strip() or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({cause})"
+    return text.replace("\n", " ")
+
+
+def probe_batch(batch: dict[str, np.ndarray], *, card_json: str, segment_s: float) -> dict[str, np.ndarray]:
+    """Recordings -> segment rows. Reads each file's header, nothing more.
+
+    A recording that cannot be opened gives one row with ``error`` set and no windows.
+    """
+    card, grid = _card(card_json)
+    per_segment = windows_per_segment(card, segment_s)
+    rows: dict[str, list] = {c: [] for c in SEGMENT_COLUMNS}
+    for uri, size, etag in zip(batch["recording"], batch["bytes"], batch["etag"]):
+        facts = dict(frames=-1, sample_rate=-1, channels=-1, error="")
+        spans = [(0, 0)]
+        total = 0
+        try:
+            with storage.open_input(uri) as f:
+                info = decode.probe(f)
+            facts.update(frames=info.frames, sample_rate=info.sample_rate, channels=info.channels)
+            total = grid.n_windows(decode.model_rate_samples(info, card.sample_rate))
+            spans = grid.segments(total, windows_per_segment=per_segment) or [(0, 0)]
+        except Exception as exc:  # recorded as the recording's error row
+            facts["error"] = describe_failure(exc)
+        for seg, (w0, w1) in enumerate(spans):
+            values = dict(
+                recording=uri, bytes=size, etag=etag, seg=seg, n_segments=len(spans),
+                w0=w0, w1=w1, n_windows_total=total, **facts,
+            )
+            for c in SEGMENT_COLUMNS:
+                rows[c].append(values[c])
+    return {c: _column(c, v) for c, v in rows.items()}
+
+
+def decode_batch(batch: dict[str, np.ndarray], *, card_json: str) -> dict[str, np.ndarray]:
+    """Segment rows -> the same rows plus ``features``, ``rms_dbfs``, ``frames_decoded``, ``warning``."""
+    card, _ = _card(card_json)
+    n = len(batch["recording"])
+    out = {c: batch[c] for c in SEGMENT_COLUMNS}
+    features, rms, decoded, warnings, errors = [], [], [], [], list(batch["error"])
+    for i in range(n):
+        feat = rms_i = b""
+        frames_decoded = 0
+        warning = ""
+        w0, w1 = int(batch["w0"][i]), int(batch["w1"][i])
+        if not errors[i] and w1 > w0:
+            try:
+                info = decode.AudioInfo(
+                    frames=int(batch["frames"][i]),
+                    sample_rate=int(batch["sample_rate"][i]),
+                    channels=int(batch["channels"][i]),
+                    format="", subtype="",
+                    duration_s=int(batch["frames"][i]) / int(batch["sample_rate"][i]),
+                )
+                with storage.open_input(batch["recording"][i]) as f:
+                    sw = decode.read_windows(f, info, card, w0, w1)
+                feat = np.ascontiguousarray(sw.features, dtype=np.float32).tobytes()
+                rms_i = np.ascontiguousarray(sw.rms_dbfs, dtype=np.float32).tobytes()
+                frames_decoded = int(sw.frames_decoded)
+                warning = "; ".join(sw.warnings)
+            except Exception as exc:  # recorded as the recording's error
+                start = w0 * card.hop_s
+                errors[i] = f"decoding the segment at {start:.1f} s failed: {describe_failure(exc)}"
+        features.append(feat)
+        rms.append(rms_i)
+        decoded.append(frames_decoded)
+        warnings.append(warning)
+    out.update(
+        error=_column("error", errors),
+        features=_column("features", features),
+        rms_dbfs=_column("rms_dbfs", rms),
+        frames_decoded=np.asarray(decoded, dtype=np.int64),
+        warning=_column("warning", warnings),
+    )
+    return out
+
+
+class SegmentClassifier:
+    """The one stateful predictor: an ONNX session per actor, fed many segments at once."""
+
+    def __init__(self, model: LoadedModel, *, device: str = "cpu", batch_windows: int = 256, threads: int = 1):
+        self.model = model
+        self.card = model.card
+        self.classifier = OnnxClassifier(model, device=device, intra_op_threads=threads, max_batch=batch_windows)
+        self.window_shape = _window_shape(self.card)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {k: v for k, v in batch.items() if k != "features"}
+        blobs = list(batch["features"])
+        arrays = [np.frombuffer(b, dtype=np.float32).reshape(-1, *self.window_shape) for b in blobs]
+        counts = [len(a) for a in arrays]
+        errors = list(batch["error"])
+        probs_out: list[bytes] = [b""] * len(blobs)
+        try:
+            probs = self.classifier.predict(np.concatenate(arrays)) if sum(counts) else None
+            offsets = np.cumsum([0, *counts])
+            for i in range(len(blobs)):
+                if counts[i]:
+                    probs_out[i] = np.ascontiguousarray(probs[offsets[i]:offsets[i + 1]]).tobytes()
+        except Exception as exc:  # one bad batch: retry row by row so only the culprit fails
+            log.warning("inference failed on a batch of %d segments, retrying one by one: %s", len(blobs), exc)
+            for i, a in enumerate(arrays):
+                if not counts[i]:
+                    continue
+                try:
+                    probs_out[i] = np.ascontiguousarray(self.classifier.predict(a)).tobytes()
+                except Exception as row_exc:  # recorded as the recording's error
+                    errors[i] = f"inference failed: {describe_failure(row_exc)}"
+        out["probs"] = _column("probs", probs_out)
+        out["error"] = _column("error", errors)
+        return out
+
+
+def _window_shape(card: ModelCard) -> tuple[int, ...]:
+    w = card.window
+    if hasattr(w, "frames"):
+        return (card.features.n_mels, w.frames)  # type: ignore[union-attr]
+    return (w.samples,)  # type: ignore[union-attr]
+
+
+_INT_COLUMNS = {"bytes", "seg", "n_segments", "w0", "w1", "n_windows_total", "frames", "sample_rate", "channels"}
+
+
+def _column(name: str, values: list) -> np.ndarray:
+    if name in _INT_COLUMNS:
+        return np.asarray(values, dtype=np.int64)
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def windows_per_segment(card: ModelCard, segment_s: float) -> int:
+    return max(1, math.floor(segment_s / card.hop_s + 0.5))
