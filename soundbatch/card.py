@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from soundbatch.errors import ModelCardError
 
@@ -114,8 +114,16 @@ class OutputSpec(_Frozen):
 
 
 class Defaults(_Frozen):
-    rms_gate_dbfs: float = -60.0
+    rms_gate_dbfs: float = Field(default=-60.0, le=0.0)
     ood_threshold: float | dict[str, float] = 0.5
+
+    @field_validator("ood_threshold")
+    @classmethod
+    def _probability(cls, value: float | dict[str, float]) -> float | dict[str, float]:
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{v} is not a probability between 0 and 1")
+        return value
 
 
 class ModelCard(_Frozen):
@@ -198,12 +206,25 @@ class ModelCard(_Frozen):
         return {"NT": (w.samples,), "NCT": (1, w.samples)}[self.input.layout]
 
     def thresholds(self, override: float | dict[str, float] | None = None) -> "list[float]":
-        """Per-class out-of-domain thresholds, in ``classes`` order."""
-        value = self.defaults.ood_threshold if override is None else override
-        if isinstance(value, dict):
-            base = self.defaults.ood_threshold if isinstance(self.defaults.ood_threshold, float) else 0.5
-            return [float(value.get(c, base)) for c in self.classes]
-        return [float(value)] * len(self.classes)
+        """Per-class out-of-domain thresholds, in ``classes`` order.
+
+        A run's per-class map overrides the card's values class by class; a class
+        it does not name keeps the card's value.
+        """
+        default = self.defaults.ood_threshold
+        base = dict(default) if isinstance(default, dict) else {}
+        fallback = default if isinstance(default, float) else 0.5
+        if isinstance(override, dict):
+            unknown = set(override) - set(self.classes)
+            if unknown:
+                raise ModelCardError(
+                    f"ood_threshold names classes {sorted(unknown)} that the model does not have; "
+                    f"its classes are {self.classes}"
+                )
+            base.update(override)
+        elif override is not None:
+            return [float(override)] * len(self.classes)
+        return [float(base.get(c, fallback)) for c in self.classes]
 
 
 def parse_card(text: str | bytes, *, source: str = "card") -> ModelCard:

@@ -126,16 +126,18 @@ def _smooth_single(
         i = 0
         while i < len(spans):
             lab, a, b = spans[i]
-            # Swallow any chain "gap, same class" that follows this class run.
-            while (
-                lab not in gap_like
-                and i + 2 < len(spans)
-                and spans[i + 1][0] in gap_like
-                and spans[i + 1][2] - spans[i + 1][1] <= gap_w
-                and spans[i + 2][0] == lab
-            ):
-                b = spans[i + 2][2]
-                i += 2
+            # Swallow every "gap, same class" that follows this class run; a gap may
+            # be several runs (silence then unknown), measured as a whole.
+            while lab not in gap_like:
+                j = i + 1
+                while j < len(spans) and spans[j][0] in gap_like:
+                    j += 1
+                if j == i + 1 or j >= len(spans) or spans[j][0] != lab:
+                    break
+                if spans[j - 1][2] - spans[i + 1][1] > gap_w:
+                    break
+                b = spans[j][2]
+                i = j
             filled.append((lab, a, b))
             i += 1
         spans = filled

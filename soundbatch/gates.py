@@ -68,7 +68,9 @@ def apply_gates(
     if n_classes != len(classes):
         raise ValueError(f"probs has {n_classes} columns but there are {len(classes)} classes")
     silence_col, unknown_col = n_classes, n_classes + 1
-    thr = np.asarray(thresholds, dtype=np.float32)
+    # Compare in the probabilities' own precision: a float32 0.3 is not a float64 0.3.
+    dtype = probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64
+    thr = np.asarray(thresholds, dtype=dtype)
     quiet = np.asarray(rms_dbfs) < rms_gate_dbfs
     top = probs.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
     top_p = probs[np.arange(n), top] if n else np.zeros(0, dtype=np.float32)

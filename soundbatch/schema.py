@@ -78,7 +78,12 @@ def check_table(table: pa.Table, name: str) -> pa.Table:
     """
     schema = TABLES[name]
     if table.schema.names != schema.names:
-        raise SchemaError(f"{name}: columns {table.schema.names} differ from the declared {schema.names}")
+        missing = [c for c in schema.names if c not in table.schema.names]
+        extra = [c for c in table.schema.names if c not in schema.names]
+        raise SchemaError(
+            f"{name}: columns differ from the declared schema: missing {missing}, unexpected {extra}"
+            + ("" if missing or extra else f", order {table.schema.names} instead of {schema.names}")
+        )
     for field in schema:
         col = table.column(field.name)
         if not col.type.equals(field.type):
