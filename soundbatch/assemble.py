@@ -112,7 +112,8 @@ def finish_recording(ctx: RunContext, grid: WindowGrid, parts: list[dict]) -> Fi
 
     labels = apply_gates(probs, rms, classes=ctx.card.classes, kind=ctx.card.output.kind,
                          rms_gate_dbfs=ctx.rms_gate_dbfs, thresholds=ctx.thresholds)
-    events = make_events(labels, probs, hop_s=ctx.card.hop_s, duration_s=duration_s,
+    events = make_events(labels, probs, hop_s=ctx.card.hop_s, window_s=ctx.card.window_s,
+                         duration_s=duration_s,
                          single_label=ctx.card.output.kind == "softmax",
                          background=frozenset(ctx.card.background_classes),
                          min_event_s=ctx.min_event_s, max_gap_s=ctx.max_gap_s)

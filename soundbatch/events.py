@@ -1,9 +1,11 @@
 """From labelled windows to events: merge, fill short gaps, drop blips (pure NumPy).
 
-Window ``i`` owns the time ``[i * hop_s, (i + 1) * hop_s)``; the last window owns
-up to the end of the recording. So consecutive events meet exactly, and for a
-single-label model the events of a recording tile ``[0, duration_s]`` with no gap
-or overlap (background classes are never reported, so they leave holes).
+Each window's verdict is placed at the centre of the window: window ``i`` owns
+the cell ``[i * hop_s + lead_s, (i + 1) * hop_s + lead_s)`` with
+``lead_s = (window_s - hop_s) / 2``; the first window's cell starts at 0 and the
+last one's ends with the recording. So consecutive events meet exactly, and for
+a single-label model the events of a recording tile ``[0, duration_s]`` with no
+gap or overlap (background classes are never reported, so they leave holes).
 Onset and offset resolution is one window hop.
 """
 
@@ -46,6 +48,7 @@ def make_events(
     probs: np.ndarray,
     *,
     hop_s: float,
+    window_s: float | None = None,
     duration_s: float,
     single_label: bool,
     background: frozenset[str] = frozenset(),
@@ -62,6 +65,8 @@ def make_events(
         Class probabilities of the same windows (for confidences).
     hop_s : float
         Seconds between window starts.
+    window_s : float, optional
+        Window length in seconds (default ``hop_s``); sets where each verdict sits.
     duration_s : float
         Length of the recording; the last event ends there.
     single_label : bool
@@ -91,6 +96,7 @@ def make_events(
             on_runs = [(a, b) for v, a, b in runs(labels.on[:, col].astype(np.int8)) if v]
             spans.extend((col, a, b) for a, b in _smooth_track(on_runs, gap_w=gap_w, min_w=min_w))
         spans.sort(key=lambda s: (s[1], s[0]))
+    lead_s = max(0.0, ((window_s if window_s is not None else hop_s) - hop_s) / 2)
     n_classes = probs.shape[1]
     top_p = probs.max(axis=1) if n else np.zeros(0, dtype=np.float32)
     events = []
@@ -101,8 +107,8 @@ def make_events(
             p = top_p[a:b]
         else:
             p = None
-        onset = a * hop_s
-        offset = duration_s if b >= n else b * hop_s
+        onset = 0.0 if a == 0 else min(a * hop_s + lead_s, duration_s)
+        offset = duration_s if b >= n else min(b * hop_s + lead_s, duration_s)
         events.append(
             Event(
                 label=vocab[col],

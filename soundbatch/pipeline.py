@@ -155,6 +155,11 @@ def _segment_results(config: SweepConfig, model: LoadedModel, todo: list[storage
     # Leave at least one CPU for the probe/decode tasks: a pool that takes every
     # CPU starves them and Ray waits silently (stack notes).
     max_actors = config.num_actors or (gpus if config.device == "cuda" else max(1, cpus - 1))
+    if config.device == "cpu" and max_actors >= cpus and cpus > 1:
+        from soundbatch.errors import ConfigError
+
+        raise ConfigError(f"num_actors={max_actors} takes every CPU of the cluster ({cpus}); "
+                          "leave at least one for decoding, or Ray waits forever")
     table = pa.table({
         "recording": [e.uri for e in todo],
         "bytes": pa.array([e.size for e in todo], pa.int64()),
@@ -166,8 +171,10 @@ def _segment_results(config: SweepConfig, model: LoadedModel, todo: list[storage
                         batch_size=None, num_cpus=0.25)
     # Streaming split so the segments of one long recording spread over workers.
     ds = ds.repartition(target_num_rows_per_block=1)
+    # An explicit task-pool size that differs from the actor pool's keeps Ray from
+    # fusing decode into the actors, where it would run serially (stack notes).
     ds = ds.map_batches(decode_batch, fn_kwargs={"card_json": card_json}, batch_size=1,
-                        compute=ray.data.TaskPoolStrategy(), num_cpus=1)
+                        compute=ray.data.TaskPoolStrategy(size=cpus), num_cpus=1)
     ds = ds.map_batches(
         SegmentClassifier,
         fn_constructor_kwargs={"model": model, "device": config.device, "batch_windows": config.batch_windows},

@@ -135,5 +135,5 @@ def test_committed_tables_read_by_polars_and_duckdb(tmp_path):
     n = duckdb.sql(
         f"select count(*) from read_parquet('{tmp_path}/recordings/**/*.parquet', hive_partitioning=true) "
         "where date = '2026-11-23'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert n == 2
