@@ -43,8 +43,9 @@ def default_card() -> ModelCard:
                 "name": "untrained-sbcnn",
                 "version": "0.1.0",
                 "description": (
-                    "UNTRAINED: random weights, for plumbing and benchmarks only; it recognises "
-                    "nothing. A trained model replaces it (issue 3)."
+                    "UNTRAINED: random weights with a zeroed output layer, for plumbing and "
+                    "benchmarks only; it recognises nothing: every audible window is `unknown` "
+                    "(uniform probabilities), quiet ones `silence`. A trained model replaces it (issue 3)."
                 ),
                 "classes": URBANSOUND8K_CLASSES,
                 "background_classes": [],
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where to write (default {DEFAULT_OUT})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     args = parser.parse_args(argv)
-    model = build_sbcnn(default_card(), seed=args.seed)
+    # A zeroed output layer: uniform probabilities, so every audible window is
+    # `unknown`; the untrained model never passes for a detector.
+    model = build_sbcnn(default_card(), seed=args.seed, output_scale=0.0)
     data = model.SerializeToString()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)

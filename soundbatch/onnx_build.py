@@ -150,7 +150,7 @@ def embed_card(model_proto: onnx.ModelProto, card: ModelCard) -> onnx.ModelProto
 # --------------------------------------------------------------------------
 
 
-def build_sbcnn(card: ModelCard, *, seed: int = 0) -> onnx.ModelProto:
+def build_sbcnn(card: ModelCard, *, seed: int = 0, output_scale: float = 1.0) -> onnx.ModelProto:
     """Build an UNTRAINED SB-CNN for a log-mel card.
 
     Architecture (Salamon & Bello 2017, "same" padding so that a 64 x 44
@@ -173,6 +173,10 @@ def build_sbcnn(card: ModelCard, *, seed: int = 0) -> onnx.ModelProto:
         an Unsqueeze), the names and the output activation.
     seed : int, optional
         Seed of the random weights.
+    output_scale : float, optional
+        Multiplies the last layer's weights. ``0.0`` makes an untrained model
+        say so: its probabilities are exactly uniform, so every audible window
+        is ``unknown`` instead of a confident random class. The compute is the same.
 
     Returns
     -------
@@ -223,8 +227,8 @@ def build_sbcnn(card: ModelCard, *, seed: int = 0) -> onnx.ModelProto:
         )
         return tag
 
-    def dense(x: str, n_in: int, n_out: int, tag: str) -> str:
-        w = _he(rng, (n_in, n_out), fan_in=n_in)
+    def dense(x: str, n_in: int, n_out: int, tag: str, scale: float = 1.0) -> str:
+        w = _he(rng, (n_in, n_out), fan_in=n_in) * np.float32(scale)
         inits.append(numpy_helper.from_array(w, f"{tag}.weight"))
         inits.append(numpy_helper.from_array(np.zeros(n_out, np.float32), f"{tag}.bias"))
         nodes.append(
@@ -238,7 +242,7 @@ def build_sbcnn(card: ModelCard, *, seed: int = 0) -> onnx.ModelProto:
     nodes.append(helper.make_node("Flatten", [x], ["flat"], axis=1, name="flatten"))
     x = dense("flat", 48 * h2 * w2, 64, "fc1")
     nodes.append(helper.make_node("Relu", [x], ["fc1.relu"], name="fc1.relu"))
-    logits = dense("fc1.relu", 64, n_classes, "fc2")
+    logits = dense("fc1.relu", 64, n_classes, "fc2", scale=output_scale)
     graph_output = _activation(card, logits, n_classes, nodes)
     graph = helper.make_graph(
         nodes, f"sbcnn_{card.name}", [graph_input], [graph_output], initializer=inits

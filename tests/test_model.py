@@ -278,3 +278,19 @@ def test_embed_sidecar_on_s3(s3_bucket):
     loaded = embed_sidecar(src, f"{s3_bucket}/out.onnx")
     assert loaded.card == card
     assert not storage.exists(f"{s3_bucket}/out.onnx{SIDECAR_SUFFIX}")
+
+
+def test_load_model_bundled_never_claims_a_class():
+    """The untrained default says `unknown` for any audible window, never a random class."""
+    import numpy as np
+
+    from soundbatch.gates import apply_gates
+    from soundbatch.predictor import OnnxClassifier
+
+    model = load_model(None)
+    x = np.random.default_rng(0).standard_normal((32, 64, 44)).astype(np.float32)
+    probs = OnnxClassifier(model).predict(x)
+    np.testing.assert_allclose(probs, 1.0 / len(model.card.classes), atol=1e-6)
+    labels = apply_gates(probs, np.full(32, -20.0, np.float32), classes=model.card.classes, kind="softmax",
+                         rms_gate_dbfs=-60.0, thresholds=model.card.thresholds())
+    assert set(labels.names) == {"unknown"}
