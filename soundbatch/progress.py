@@ -51,7 +51,8 @@ def print_summary(summary: SweepSummary, console: Console | None = None) -> None
     t.add_row("errors", f"{summary.errors}")
     t.add_row("audio", f"{summary.audio_s / 3600:.2f} h")
     t.add_row("wall time", f"{summary.wall_s:.1f} s")
-    t.add_row("speed", f"{summary.x_realtime:,.0f}x realtime")
+    if summary.audio_s > 0:
+        t.add_row("speed", f"{summary.x_realtime:,.0f}x realtime")
     console.print(t)
     if summary.events_per_class:
         e = Table(title="events per class")
@@ -61,4 +62,4 @@ def print_summary(summary: SweepSummary, console: Console | None = None) -> None
             e.add_row(cls, str(n))
         console.print(e)
     for uri, error in summary.error_examples:
-        console.print(f"[red]error[/red] {uri}: {error}", highlight=False)
+        console.print(f"[red]error[/red] {uri}: {error}", highlight=False, soft_wrap=True)
