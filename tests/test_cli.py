@@ -95,7 +95,7 @@ def test_main_synth_run_report(ray_local, tmp_path, capsys):
     # Again: everything is skipped.
     assert main(["run", str(archive), "--out", str(out), "--quiet"]) == 0
     again = capsys.readouterr().out
-    assert re.search(r"skipped \(already done\)\s*│\s*7\b", again)
+    assert re.search(r"skipped \(already done\)\s*│\s*5\b", again)
     assert re.search(r"\bok\s*│\s*0\b", again)
 
 
