@@ -34,10 +34,10 @@ class SweepConfig(BaseModel):
     path_pattern: str | None = None
     min_event_s: float = Field(default=0.0, ge=0.0)
     max_gap_s: float = Field(default=0.0, ge=0.0)
-    segment_s: float = Field(default=120.0, ge=5.0, le=3600.0, description="seconds of audio per unit of work")
+    segment_s: float = Field(default=300.0, ge=5.0, le=3600.0, description="seconds of audio per unit of work")
     address: str | None = Field(default=None, description="Ray cluster to join; None: start a local one")
     device: Literal["cpu", "cuda"] = "cpu"
-    num_actors: int | None = Field(default=None, ge=1, description="inference actors; None: CPUs - 1")
+    num_actors: int | None = Field(default=None, ge=1, description="actors; None: one per CPU (cpu) or per GPU (cuda)")
     batch_windows: int = Field(default=256, ge=1, le=65536, description="windows per ONNX call")
     commit_recordings: int = Field(default=2000, ge=1, description="recordings per committed output file")
     commit_interval_s: float = Field(default=300.0, gt=0.0, description="commit at least this often")

@@ -7,29 +7,33 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import platform
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from soundbatch import naming, storage
 from soundbatch.assemble import FinishedRecording, RecordingAssembler, RunContext
-from soundbatch.card import card_to_json
+from soundbatch.card import ModelCard, card_to_json
 from soundbatch.config import SweepConfig
+from soundbatch.errors import ConfigError
 from soundbatch.model import LoadedModel, load_model
 from soundbatch.outputs import OutputStore
-from soundbatch.stages import SegmentClassifier, decode_batch, probe_batch
+from soundbatch.stages import SEGMENT_SCHEMA, SegmentClassifier, SegmentPipeline, decode_batch, plan_segments
 
 log = logging.getLogger(__name__)
 
 # Native thread pools (OpenBLAS, OpenMP) in every worker: one thread each, so
 # Ray's one-CPU-per-task accounting matches what the process really uses.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+PROBE_THREADS = 16
 
 
 @dataclass
@@ -141,50 +145,65 @@ def _run_context(config: SweepConfig, model: LoadedModel, started_at: dt.datetim
 
 
 def _segment_results(config: SweepConfig, model: LoadedModel, todo: list[storage.FileEntry]):
-    """Build the Ray Data chain and yield one dict per finished segment."""
-    import ray
-
+    """Run the Ray Data chain and yield one dict per finished segment."""
     _ensure_ray(config)
-    card_json = card_to_json(model.card)
-    cpus = max(1, int(ray.available_resources().get("CPU", ray.cluster_resources().get("CPU", 1))))
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    if config.device == "cuda" and gpus == 0:
-        from soundbatch.errors import ConfigError
-
-        raise ConfigError("device='cuda' but the Ray cluster has no GPU; use device='cpu'")
-    # Leave at least one CPU for the probe/decode tasks: a pool that takes every
-    # CPU starves them and Ray waits silently (stack notes).
-    max_actors = config.num_actors or (gpus if config.device == "cuda" else max(1, cpus - 1))
-    if config.device == "cpu" and max_actors >= cpus and cpus > 1:
-        from soundbatch.errors import ConfigError
-
-        raise ConfigError(f"num_actors={max_actors} takes every CPU of the cluster ({cpus}); "
-                          "leave at least one for decoding, or Ray waits forever")
-    table = pa.table({
-        "recording": [e.uri for e in todo],
-        "bytes": pa.array([e.size for e in todo], pa.int64()),
-        "etag": pa.array([e.etag for e in todo], pa.string()),
-    })
-    chunk = max(1, min(64, len(todo) // (4 * cpus) or 1))
-    ds = ray.data.from_arrow([table.slice(i, chunk) for i in range(0, len(todo), chunk)])
-    ds = ds.map_batches(probe_batch, fn_kwargs={"card_json": card_json, "segment_s": config.segment_s},
-                        batch_size=None, num_cpus=0.25)
-    # Streaming split so the segments of one long recording spread over workers.
-    ds = ds.repartition(target_num_rows_per_block=1)
-    # An explicit task-pool size that differs from the actor pool's keeps Ray from
-    # fusing decode into the actors, where it would run serially (stack notes).
-    ds = ds.map_batches(decode_batch, fn_kwargs={"card_json": card_json}, batch_size=1,
-                        compute=ray.data.TaskPoolStrategy(size=cpus), num_cpus=1)
-    ds = ds.map_batches(
-        SegmentClassifier,
-        fn_constructor_kwargs={"model": model, "device": config.device, "batch_windows": config.batch_windows},
-        batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
-        **({"num_gpus": 1, "num_cpus": 1} if config.device == "cuda" else {"num_cpus": 1}),
-    )
+    segments = plan_all_segments(todo, card=model.card, segment_s=config.segment_s)
+    ds = build_dataset(config, model, segments)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         keys = list(batch)
         for i in range(len(batch["recording"])):
             yield {k: batch[k][i] for k in keys}
+
+
+def plan_all_segments(todo: list[storage.FileEntry], *, card: ModelCard, segment_s: float) -> pa.Table:
+    """Read every recording's header (threads: it is I/O) and cut it into segments.
+
+    On the driver rather than in Ray tasks: a header is one small read, and tiny
+    tasks cost more in worker start-up than they save.
+    """
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+        plans = pool.map(lambda e: plan_segments(e.uri, e.size, e.etag, card=card, segment_s=segment_s), todo)
+        rows = [row for plan in plans for row in plan]
+    log.info("probed %d recordings into %d segments in %.1f s", len(todo), len(rows), time.monotonic() - t0)
+    return pa.Table.from_pylist(rows, schema=SEGMENT_SCHEMA)
+
+
+def build_dataset(config: SweepConfig, model: LoadedModel, segments: pa.Table):
+    """The Ray Data chain: segments -> log-mel windows -> probabilities (lazy)."""
+    import ray
+
+    card_json = card_to_json(model.card)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if config.device == "cuda" and gpus == 0:
+        raise ConfigError("device='cuda' but the Ray cluster has no GPU; use device='cpu'")
+    max_actors = config.num_actors or gpus
+    # Small blocks spread the segments of one long recording over workers; a cap
+    # keeps the number of blocks (objects) sane for archives of millions of segments.
+    per_block = max(1, min(32, math.ceil(segments.num_rows / 10_000)))
+    ds = ray.data.from_arrow([segments.slice(i, per_block) for i in range(0, segments.num_rows, per_block)])
+    model_kwargs = {"model": model, "batch_windows": config.batch_windows}
+    if config.device == "cpu":
+        # One actor per CPU decodes and classifies its segments. There are no other
+        # tasks in the chain (the driver probes and writes), so the pool may take
+        # every CPU without starving anything.
+        n = config.num_actors or cpus
+        # Start the whole pool at once (growing it from one actor costs seconds),
+        # but let it shrink to one: a fixed-size pool hangs when a node dies.
+        return ds.map_batches(
+            SegmentPipeline, fn_constructor_kwargs=model_kwargs, batch_size=1, num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n, initial_size=n),
+        )
+    # GPUs: CPU tasks decode, one actor per GPU infers. An explicit task-pool size
+    # that differs from the actor pool's keeps Ray from fusing decode into the
+    # actors, where it would run serially (stack notes).
+    ds = ds.map_batches(decode_batch, fn_kwargs={"card_json": card_json}, batch_size=1,
+                        compute=ray.data.TaskPoolStrategy(size=cpus), num_cpus=1)
+    return ds.map_batches(
+        SegmentClassifier, fn_constructor_kwargs={**model_kwargs, "device": "cuda"}, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors), num_gpus=1, num_cpus=1,
+    )
 
 
 def _ensure_ray(config: SweepConfig) -> None:
@@ -193,13 +212,19 @@ def _ensure_ray(config: SweepConfig) -> None:
     if ray.is_initialized():
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict = {"runtime_env": {"env_vars": WORKER_ENV}, "log_to_driver": False}
+    kwargs: dict = {"log_to_driver": False}
     if not address:
+        # A local Ray's workers inherit this process's environment: cheaper than a
+        # runtime_env. On a cluster, `ray start` sets it (ray_cluster.yaml).
+        for key, value in WORKER_ENV.items():
+            os.environ.setdefault(key, value)
         address = "local"
         kwargs.update(include_dashboard=False, num_cpus=config.num_cpus)
         if config.object_store_mb:
             kwargs["object_store_memory"] = config.object_store_mb * 2**20
+    t0 = time.monotonic()
     ray.init(address=address, **kwargs)
+    log.info("Ray ready (%s) in %.1f s", address, time.monotonic() - t0)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 

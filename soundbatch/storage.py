@@ -308,14 +308,20 @@ def _fail(op: str, uri: str, exc: BaseException) -> StorageError:
 # ---------------------------------------------------------------------------
 
 
-def open_input(uri: str) -> BinaryIO:
+def open_input(uri: str, *, buffer_size: int = _READ_BUFFER) -> BinaryIO:
     """Open a recording for reading.
+
+    Parameters
+    ----------
+    uri : str
+    buffer_size : int
+        Bytes per read from the store (one ranged GET per refill on S3): 1 MiB
+        for decoding; a header probe wants less.
 
     Returns
     -------
     io.BufferedReader
-        A seekable binary file with a 1 MiB buffer over a pyarrow random
-        access file (one ranged GET per buffer refill on S3). Close it after use.
+        A seekable binary file over a pyarrow random access file. Close it after use.
 
     Raises
     ------
@@ -327,7 +333,7 @@ def open_input(uri: str) -> BinaryIO:
         raw = fs.open_input_file(path)
     except Exception as exc:
         raise _fail("open", uri, exc) from exc
-    return io.BufferedReader(raw, _READ_BUFFER)  # type: ignore[arg-type]
+    return io.BufferedReader(raw, buffer_size)  # type: ignore[arg-type]
 
 
 def read_bytes(uri: str) -> bytes:

@@ -69,7 +69,7 @@ def test_build_config_without_file_uses_defaults():
     assert cfg.inputs == ("/data",)  # one string becomes a one-item tuple
     assert cfg.min_event_s == 0.0
     assert cfg.max_gap_s == 0.0
-    assert cfg.segment_s == 120.0
+    assert cfg.segment_s == 300.0
     assert cfg.model is None and cfg.rms_gate_dbfs is None and cfg.ood_threshold is None
     assert cfg.extensions == AUDIO_EXTENSIONS
 
