@@ -196,4 +196,5 @@ def _column(name: str, values: list) -> np.ndarray:
 
 
 def windows_per_segment(card: ModelCard, segment_s: float) -> int:
-    return max(1, math.floor(segment_s / card.hop_s + 0.5))
+    """Whole windows that fit in ``segment_s`` (at least one): a bound, so round down."""
+    return max(1, math.floor(segment_s / card.hop_s + 1e-9))
