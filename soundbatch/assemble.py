@@ -9,16 +9,18 @@ bounded by the recordings in flight, not by the archive.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from soundbatch import naming
 from soundbatch.card import ModelCard
 from soundbatch.events import make_events
-from soundbatch.gates import SILENCE, apply_gates
+from soundbatch.gates import apply_gates
 from soundbatch.grid import WindowGrid
 from soundbatch.schema import EVENTS, RECORDINGS, WINDOWS
 
@@ -63,6 +65,7 @@ class RecordingAssembler:
         self.ctx = ctx
         self.grid = WindowGrid.from_card(ctx.card)
         self.pending: dict[str, _Pending] = {}
+        self.finished: set[str] = set()
 
     def add(self, row: dict) -> FinishedRecording | None:
         uri = row["recording"]
@@ -71,7 +74,24 @@ class RecordingAssembler:
         if len(p.parts) < p.n_segments:
             return None
         del self.pending[uri]
+        self.finished.add(uri)
         return finish_recording(self.ctx, self.grid, [p.parts[i] for i in range(p.n_segments)])
+
+    def abandon(self, segments: pa.Table, *, reason: str) -> list[FinishedRecording]:
+        """Error rows for every planned recording that did not finish (lost segments)."""
+        firsts = segments.filter(pc.equal(segments.column("seg"), 0)).to_pylist()
+        lost = []
+        for row in firsts:
+            if row["recording"] in self.finished:
+                continue
+            pending = self.pending.get(row["recording"])
+            missing = (sorted(set(range(pending.n_segments)) - set(pending.parts)) if pending
+                       else list(range(row["n_segments"])))
+            detail = f"{reason} (segments {missing[:5]}{'...' if len(missing) > 5 else ''} of {row['n_segments']})"
+            lost.append(finish_recording(self.ctx, self.grid, [dict(row, error=row["error"] or detail)]))
+            self.finished.add(row["recording"])
+        self.pending.clear()
+        return lost
 
 
 def finish_recording(ctx: RunContext, grid: WindowGrid, parts: list[dict]) -> FinishedRecording:
@@ -85,7 +105,8 @@ def finish_recording(ctx: RunContext, grid: WindowGrid, parts: list[dict]) -> Fi
     frames, sr = int(first["frames"]), int(first["sample_rate"])
     base = dict(
         recording=uri, sensor=name.sensor, start_time=start, bytes=int(first["bytes"]),
-        etag=first["etag"], model=ctx.model_id, run_id=ctx.run_id, config_hash=ctx.config_hash,
+        # Ray turns an all-null string column into float NaN: keep only real etags.
+        etag=first["etag"] if isinstance(first["etag"], str) else None, model=ctx.model_id, run_id=ctx.run_id, config_hash=ctx.config_hash,
         processed_at=dt.datetime.now(dt.timezone.utc),
         sample_rate=sr if sr > 0 else None,
         channels=int(first["channels"]) if int(first["channels"]) > 0 else None,
@@ -102,12 +123,12 @@ def finish_recording(ctx: RunContext, grid: WindowGrid, parts: list[dict]) -> Fi
     warnings = _unique(w for p in parts for w in p["warning"].split("; ") if w)
     duration_s = frames / sr
     if decoded < frames:
-        # A truncated file: its header promised more than it holds. Keep what
-        # decoded, and only the windows that start inside it.
-        warnings.insert(0, f"truncated: the header declares {frames} frames, {decoded} decoded "
-                           f"({(frames - decoded) / sr:.2f} s missing)")
+        # Fewer frames decoded than the header gave (an MP3's length is only an
+        # estimate). Keep what decoded, and only the windows that start inside it.
+        warnings.insert(0, f"decoded {decoded} frames where the header gives {frames} "
+                           f"({(frames - decoded) / sr:.2f} s less)")
         duration_s = decoded / sr
-        keep = grid.n_windows(round(decoded * ctx.card.sample_rate / sr))
+        keep = grid.n_windows(math.ceil(decoded * ctx.card.sample_rate / sr))
         probs, rms = probs[:keep], rms[:keep]
 
     labels = apply_gates(probs, rms, classes=ctx.card.classes, kind=ctx.card.output.kind,
@@ -165,5 +186,3 @@ def _nan_to_none(x: float) -> float | None:
 def _unique(items) -> list[str]:
     return list(dict.fromkeys(items))
 
-
-__all__ = ["RunContext", "RecordingAssembler", "FinishedRecording", "finish_recording", "SILENCE"]

@@ -270,12 +270,13 @@ def check_card_against_graph(
             f"(batch + {list(expected)}), but graph input {input_name!r} has rank "
             f"{len(in_shape)} (shape {in_shape})"
         )
+    fields = _axis_fields(card.input.layout)
     for axis, (got, want) in enumerate(zip(in_shape[1:], expected), start=1):
         if isinstance(got, int) and got > 0 and got != want:
             raise ModelCardError(
-                f"{source}: graph input {input_name!r} axis {axis} is {got}, but the card "
-                f"(layout {card.input.layout}) says {want}; full shapes: graph {in_shape}, "
-                f"card [N, {', '.join(map(str, expected))}]"
+                f"{source}: card {fields[axis - 1]}={want}, but graph input {input_name!r} axis "
+                f"{axis} is {got}; full shapes: graph {in_shape}, card layout {card.input.layout} "
+                f"means [N, {', '.join(map(str, expected))}]"
             )
     out_shape = dict(outputs)[output_name]
     n_out = out_shape[-1] if out_shape else None
@@ -289,6 +290,18 @@ def check_card_against_graph(
             f"{output_name!r} has {n_out}"
         )
     return input_name, output_name
+
+
+def _axis_fields(layout: str) -> list[str]:
+    """The card field that sets each non-batch input axis, in the layout's order."""
+    channel = "channels (always 1)"
+    return {
+        "NCHW": [channel, "features.n_mels", "window.frames"],
+        "NHWC": ["features.n_mels", "window.frames", channel],
+        "NHW": ["features.n_mels", "window.frames"],
+        "NT": ["window.samples"],
+        "NCT": [channel, "window.samples"],
+    }[layout]
 
 
 def _pick(name: str | None, tensors: list[tuple[str, list]], field: str, source: str) -> str:

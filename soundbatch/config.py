@@ -59,20 +59,24 @@ class SweepConfig(BaseModel):
     def _dotted(cls, value: frozenset[str]) -> frozenset[str]:
         return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in value)
 
-    def results_hash(self, *, model_sha256: str, rms_gate_dbfs: float, thresholds: list[float]) -> str:
+    def results_hash(
+        self, *, model_sha256: str, card_json: str, rms_gate_dbfs: float, thresholds: list[float]
+    ) -> str:
         """Hash of every setting that changes results (not of speed settings like segment_s).
 
         The effective gate levels are hashed, so "the card's default" and the same
-        number given explicitly are one configuration.
+        number given explicitly are one configuration. The card is hashed too: a
+        sidecar card can change while the .onnx bytes do not. ``write_windows``
+        is not: it adds a table, it changes no result.
         """
         payload = {
             "model_sha256": model_sha256,
+            "card": card_json,
             "rms_gate_dbfs": rms_gate_dbfs,
             "thresholds": thresholds,
             "min_event_s": self.min_event_s,
             "max_gap_s": self.max_gap_s,
             "path_pattern": self.path_pattern,
-            "write_windows": self.write_windows,
         }
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -171,6 +171,31 @@ def probe(fileobj: BinaryIO) -> AudioInfo:
     return info
 
 
+def wav_declared_frames(fileobj: BinaryIO, info: AudioInfo) -> int | None:
+    """Frames a RIFF/WAVE header's ``data`` chunk declares, or None if not a plain WAV.
+
+    libsndfile silently returns the frames that are there when a WAV is cut
+    short (stack notes), so a truncated file is only seen by comparing with the
+    header. Streaming headers (size 0 or 0xFFFFFFFF) declare nothing.
+    """
+    fileobj.seek(0)
+    head = fileobj.read(1 << 16)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, block_align, data_size = 12, None, None
+    while pos + 8 <= len(head):
+        chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk == b"fmt " and pos + 22 <= len(head):
+            block_align = int.from_bytes(head[pos + 20:pos + 22], "little")
+        elif chunk == b"data":
+            data_size = size
+            break
+        pos += 8 + size + (size & 1)
+    if not block_align or data_size in (None, 0, 0xFFFFFFFF):
+        return None
+    return data_size // block_align
+
+
 def model_rate_samples(info: AudioInfo, model_rate: int) -> int:
     """Samples of the recording at ``model_rate``: ``ceil(frames * model_rate / sample_rate)``.
 

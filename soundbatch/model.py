@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 
+from soundbatch import storage
 from soundbatch.card import (
     CARD_KEY,
     SIDECAR_SUFFIX,
@@ -95,7 +95,7 @@ def load_model(uri: str | None) -> LoadedModel:
     if uri is None:
         uri, data = _read_bundled()
     else:
-        uri = _normalise_uri(uri)
+        uri = storage.normalize_uri(uri)
         data = _read_bytes(uri)
     session = _inspection_session(data, uri)
     card = _find_card(session, uri)
@@ -139,8 +139,8 @@ def embed_sidecar(model_path: str, out_path: str) -> LoadedModel:
     """
     from soundbatch.onnx_build import embed_card
 
-    model_path = _normalise_uri(model_path)
-    out_path = _normalise_uri(out_path)
+    model_path = storage.normalize_uri(model_path)
+    out_path = storage.normalize_uri(out_path)
     data = _read_bytes(model_path)
     sidecar = model_path + SIDECAR_SUFFIX
     if not _exists(sidecar):
@@ -235,7 +235,6 @@ def _find_card(session: ort.InferenceSession, uri: str) -> ModelCard:
 def _check_graph(card: ModelCard, session: ort.InferenceSession, source: str) -> tuple[str, str]:
     inputs = [(a.name, list(a.shape)) for a in session.get_inputs()]
     outputs = [(a.name, list(a.shape)) for a in session.get_outputs()]
-    _check_input_fields(card, inputs, source)
     input_name, output_name = check_card_against_graph(card, inputs, outputs, source=source)
     types = {a.name: a.type for a in [*session.get_inputs(), *session.get_outputs()]}
     for name, role in ((input_name, "input"), (output_name, "output")):
@@ -247,43 +246,6 @@ def _check_graph(card: ModelCard, session: ort.InferenceSession, source: str) ->
     return input_name, output_name
 
 
-def _check_input_fields(card: ModelCard, inputs: list[tuple[str, list]], source: str) -> None:
-    """Name the card field behind a fixed input axis that disagrees with the graph.
-
-    ``check_card_against_graph`` reports the axis number; this reports the
-    field (``features.n_mels``, ``window.frames``, ``window.samples``) first,
-    so the message says what to change. Rank and names are left to it.
-    """
-    names = [n for n, _ in inputs]
-    name = card.input.name if card.input.name is not None else (names[0] if len(names) == 1 else None)
-    if name not in names:
-        return
-    shape = dict(inputs)[name]
-    expected = card.input_shape()
-    if len(shape) != len(expected) + 1:
-        return
-    fields = _axis_fields(card)
-    for axis, (got, want) in enumerate(zip(shape[1:], expected), start=1):
-        if isinstance(got, int) and got > 0 and got != want:
-            raise ModelCardError(
-                f"{source}: card {fields[axis - 1]}={want}, but graph input {name!r} axis "
-                f"{axis} is {got} (graph shape {_shape(shape)}, card layout "
-                f"{card.input.layout} means [N, {', '.join(map(str, expected))}])"
-            )
-
-
-def _axis_fields(card: ModelCard) -> list[str]:
-    """Card field that sets each non-batch input axis, in the layout's order."""
-    channel = "channels (always 1)"
-    return {
-        "NCHW": [channel, "features.n_mels", "window.frames"],
-        "NHWC": ["features.n_mels", "window.frames", channel],
-        "NHW": ["features.n_mels", "window.frames"],
-        "NT": ["window.samples"],
-        "NCT": [channel, "window.samples"],
-    }[card.input.layout]
-
-
 def _shape(shape: list) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
@@ -291,12 +253,6 @@ def _shape(shape: list) -> str:
 # --------------------------------------------------------------------------
 # bytes in and out
 # --------------------------------------------------------------------------
-
-
-def _normalise_uri(uri: str) -> str:
-    if "://" in uri:
-        return uri
-    return os.path.abspath(os.path.expanduser(uri))
 
 
 def _read_bundled() -> tuple[str, bytes]:
@@ -316,55 +272,16 @@ def _read_bundled() -> tuple[str, bytes]:
         ) from exc
 
 
-def _storage():
-    """``soundbatch.storage``, or None where it is not installed (local files still work)."""
-    try:
-        from soundbatch import storage
-    except ModuleNotFoundError as exc:
-        if exc.name != "soundbatch.storage":
-            raise
-        return None
-    return storage
-
-
-def _need_storage(uri: str):
-    storage = _storage()
-    if storage is None and "://" in uri:
-        raise StorageError(f"{uri}: reading URIs needs soundbatch.storage, which is not available")
-    return storage
-
-
 def _read_bytes(uri: str) -> bytes:
-    storage = _need_storage(uri)
-    if storage is not None:
-        return storage.read_bytes(uri)
-    try:
-        with open(uri, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise StorageError(f"cannot read model file {uri}: {exc.strerror or exc}") from exc
+    return storage.read_bytes(uri)
 
 
 def _exists(uri: str) -> bool:
-    storage = _need_storage(uri)
-    if storage is not None:
-        return storage.exists(uri)
-    return os.path.isfile(uri)
+    return storage.exists(uri)
 
 
 def _write_bytes(uri: str, data: bytes) -> None:
-    storage = _need_storage(uri)
-    if storage is not None:
-        storage.write_bytes(uri, data)
-        return
-    try:
-        parent = os.path.dirname(uri)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(uri, "wb") as f:
-            f.write(data)
-    except OSError as exc:
-        raise StorageError(f"cannot write model file {uri}: {exc.strerror or exc}") from exc
+    storage.write_bytes(uri, data)
 
 
 __all__ = ["DEFAULT_MODEL_FILE", "LoadedModel", "describe", "embed_sidecar", "load_model"]

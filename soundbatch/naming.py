@@ -43,6 +43,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from soundbatch.config import AUDIO_EXTENSIONS
 from soundbatch.errors import ConfigError
 
 __all__ = ["AUDIOMOTH_FORMAT", "PathPattern", "RecordingName", "parse_recording_name"]
@@ -51,7 +52,6 @@ __all__ = ["AUDIOMOTH_FORMAT", "PathPattern", "RecordingName", "parse_recording_
 AUDIOMOTH_FORMAT = "%Y%m%d_%H%M%S"
 
 # Extensions that count as audio for AudioMoth names (kept here so naming stays pure).
-_AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})
 _AUDIOMOTH_NAME = re.compile(r"(\d{8}_\d{6})(\.[A-Za-z0-9]+)\Z")
 
 # Regex for each strftime directive a pattern may use.
@@ -280,7 +280,7 @@ def parse_audiomoth(uri: str) -> RecordingName:
     path = _path_of(uri)
     folder, _, name = path.rpartition("/")
     m = _AUDIOMOTH_NAME.fullmatch(name)
-    if m is None or m.group(2).lower() not in _AUDIO_EXTENSIONS:
+    if m is None or m.group(2).lower() not in AUDIO_EXTENSIONS:
         return _NOTHING
     try:
         start = datetime.strptime(m.group(1), AUDIOMOTH_FORMAT).replace(tzinfo=UTC)

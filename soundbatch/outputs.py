@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,36 @@ class OutputStore:
         uri = self.uri("runs", f"{run_id}.json")
         storage.write_bytes(uri, json.dumps(record, indent=2, default=str).encode())
         return uri
+
+
+class CommitBatcher:
+    """Buffers finished recordings and commits them in batches (by count or by time)."""
+
+    def __init__(self, store: OutputStore, run_id: str, *, max_recordings: int, max_interval_s: float):
+        self.store, self.run_id = store, run_id
+        self.max_recordings, self.max_interval_s = max_recordings, max_interval_s
+        self.buffer: list = []
+        self.seq = 0
+        self.last = time.monotonic()
+
+    def add(self, finished) -> None:
+        """Add a :class:`soundbatch.assemble.FinishedRecording`; commit when the batch is full or old."""
+        self.buffer.append(finished)
+        if len(self.buffer) >= self.max_recordings or time.monotonic() - self.last >= self.max_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        parts: dict[str, dict[str, list[pa.Table]]] = {}
+        for f in self.buffer:
+            for name, t in f.tables.items():
+                parts.setdefault(name, {}).setdefault(f.date, []).append(t)
+        merged = {name: {d: pa.concat_tables(ts) for d, ts in by_date.items()} for name, by_date in parts.items()}
+        self.store.commit(f"{self.run_id}-{self.seq:05d}", merged)
+        self.seq += 1
+        self.buffer.clear()
+        self.last = time.monotonic()
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

@@ -25,7 +25,7 @@ from soundbatch.card import ModelCard, card_to_json
 from soundbatch.config import SweepConfig
 from soundbatch.errors import ConfigError
 from soundbatch.model import LoadedModel, load_model
-from soundbatch.outputs import OutputStore
+from soundbatch.outputs import CommitBatcher, OutputStore
 from soundbatch.stages import SEGMENT_SCHEMA, SegmentClassifier, SegmentPipeline, decode_batch, plan_segments
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Ray's one-CPU-per-task accounting matches what the process really uses.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PROBE_THREADS = 16
+MAX_CLUSTER_ACTORS = 256  # ceiling of a cluster's actor pool when --num-actors is not given
 
 
 @dataclass
@@ -75,6 +76,7 @@ def run_sweep(config: SweepConfig, *, on_progress: Callable[[Progress], None] | 
     """
     t_start = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc)
+    storage.check_access(config.out, write=True)
     model = load_model(config.model)
     ctx = _run_context(config, model, started_at)
     store = OutputStore(config.out)
@@ -86,39 +88,18 @@ def run_sweep(config: SweepConfig, *, on_progress: Callable[[Progress], None] | 
     log.info("listed %d recordings, %d already done, %d to process", len(entries), len(entries) - len(todo), len(todo))
     record = _run_record(config, model, ctx, started_at, listed=len(entries), todo=len(todo))
     store.write_run_record(ctx.run_id, record)
-
-    progress = Progress(total=len(todo))
-    events = Counter()
-    error_examples: list[tuple[str, str]] = []
-    ok = 0
-    if todo:
-        batcher = _CommitBatcher(store, ctx.run_id, config.commit_recordings, config.commit_interval_s)
-        assembler = RecordingAssembler(ctx)
-        for row in _segment_results(config, model, todo):
-            finished = assembler.add(row)
-            if finished is None:
-                continue
-            batcher.add(finished)
-            progress.done += 1
-            if finished.status == "ok":
-                ok += 1
-                progress.audio_s += finished.duration_s
-                events.update(finished.event_counts)
-            else:
-                progress.errors += 1
-                if len(error_examples) < 20:
-                    error = finished.tables["recordings"].column("error")[0].as_py()
-                    error_examples.append((finished.uri, error))
-            if on_progress:
-                on_progress(progress)
-        batcher.flush()
-        if assembler.pending:
-            raise RuntimeError(f"{len(assembler.pending)} recordings never received all their segments")
+    try:
+        progress, events, error_examples = _process(config, model, ctx, store, todo, on_progress)
+    except BaseException as exc:
+        record.update(status="failed", failed_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+                      error=f"{type(exc).__name__}: {exc}")
+        store.write_run_record(ctx.run_id, record)
+        raise
 
     wall = time.monotonic() - t_start
     summary = SweepSummary(
         run_id=ctx.run_id, out=config.out, listed=len(entries), skipped=len(entries) - len(todo),
-        ok=ok, errors=progress.errors, audio_s=progress.audio_s, wall_s=wall,
+        ok=progress.done - progress.errors, errors=progress.errors, audio_s=progress.audio_s, wall_s=wall,
         events_per_class=dict(sorted(events.items())), model_id=model.model_id,
         config_hash=ctx.config_hash, error_examples=error_examples,
     )
@@ -129,6 +110,47 @@ def run_sweep(config: SweepConfig, *, on_progress: Callable[[Progress], None] | 
     return summary
 
 
+def _process(config: SweepConfig, model: LoadedModel, ctx: RunContext, store: OutputStore,
+             todo: list[storage.FileEntry], on_progress: Callable[[Progress], None] | None):
+    """Decode, classify and commit ``todo``; every recording ends as an ok or error row."""
+    progress = Progress(total=len(todo))
+    events: Counter = Counter()
+    error_examples: list[tuple[str, str]] = []
+    if not todo:
+        return progress, events, error_examples
+    batcher = CommitBatcher(store, ctx.run_id, max_recordings=config.commit_recordings,
+                            max_interval_s=config.commit_interval_s)
+    assembler = RecordingAssembler(ctx)
+    segments = plan_all_segments(todo, card=model.card, segment_s=config.segment_s)
+    _ensure_ray(config)
+
+    def finish(finished: FinishedRecording) -> None:
+        batcher.add(finished)
+        progress.done += 1
+        if finished.status == "ok":
+            progress.audio_s += finished.duration_s
+            events.update(finished.event_counts)
+        else:
+            progress.errors += 1
+            if len(error_examples) < 20:
+                error_examples.append((finished.uri, finished.tables["recordings"].column("error")[0].as_py()))
+        if on_progress:
+            on_progress(progress)
+
+    for batch in build_dataset(config, model, segments).iter_batches(batch_size=None, batch_format="numpy"):
+        for i in range(len(batch["recording"])):
+            finished = assembler.add({k: v[i] for k, v in batch.items()})
+            if finished is not None:
+                finish(finished)
+    # Segments that never came back (a worker died on them, a block was dropped):
+    # their recordings end as error rows, never silently missing.
+    for finished in assembler.abandon(segments, reason="processing failed: a worker died or its block was "
+                                                       "dropped (see the Ray logs); run again to retry"):
+        finish(finished)
+    batcher.flush()
+    return progress, events, error_examples
+
+
 def _run_context(config: SweepConfig, model: LoadedModel, started_at: dt.datetime) -> RunContext:
     card = model.card
     rms_gate = config.rms_gate_dbfs if config.rms_gate_dbfs is not None else card.defaults.rms_gate_dbfs
@@ -137,22 +159,12 @@ def _run_context(config: SweepConfig, model: LoadedModel, started_at: dt.datetim
     return RunContext(
         card=card, model_id=model.model_id,
         run_id=started_at.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3),
-        config_hash=config.results_hash(model_sha256=model.sha256, rms_gate_dbfs=rms_gate, thresholds=thresholds),
+        config_hash=config.results_hash(model_sha256=model.sha256, card_json=card_to_json(card),
+                                         rms_gate_dbfs=rms_gate, thresholds=thresholds),
         rms_gate_dbfs=rms_gate, thresholds=thresholds, min_event_s=config.min_event_s,
         max_gap_s=config.max_gap_s, write_windows=config.write_windows, path_pattern=pattern,
         run_date=started_at.date(),
     )
-
-
-def _segment_results(config: SweepConfig, model: LoadedModel, todo: list[storage.FileEntry]):
-    """Run the Ray Data chain and yield one dict per finished segment."""
-    _ensure_ray(config)
-    segments = plan_all_segments(todo, card=model.card, segment_s=config.segment_s)
-    ds = build_dataset(config, model, segments)
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        keys = list(batch)
-        for i in range(len(batch["recording"])):
-            yield {k: batch[k][i] for k in keys}
 
 
 def plan_all_segments(todo: list[storage.FileEntry], *, card: ModelCard, segment_s: float) -> pa.Table:
@@ -174,11 +186,13 @@ def build_dataset(config: SweepConfig, model: LoadedModel, segments: pa.Table):
     import ray
 
     card_json = card_to_json(model.card)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 0)))
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    if config.device == "cuda" and gpus == 0:
-        raise ConfigError("device='cuda' but the Ray cluster has no GPU; use device='cpu'")
-    max_actors = config.num_actors or gpus
+    # On a cluster that autoscales (workers from 0), today's resources say little:
+    # let the pool grow, and Ray Data asks the autoscaler for the nodes.
+    on_cluster = bool(config.address or os.environ.get("RAY_ADDRESS"))
+    if config.device == "cuda" and gpus == 0 and not on_cluster:
+        raise ConfigError("device='cuda' but this machine's Ray has no GPU; use device='cpu'")
     # Small blocks spread the segments of one long recording over workers; a cap
     # keeps the number of blocks (objects) sane for archives of millions of segments.
     per_block = max(1, min(32, math.ceil(segments.num_rows / 10_000)))
@@ -188,20 +202,22 @@ def build_dataset(config: SweepConfig, model: LoadedModel, segments: pa.Table):
         # One actor per CPU decodes and classifies its segments. There are no other
         # tasks in the chain (the driver probes and writes), so the pool may take
         # every CPU without starving anything.
-        n = config.num_actors or cpus
-        # Start the whole pool at once (growing it from one actor costs seconds),
-        # but let it shrink to one: a fixed-size pool hangs when a node dies.
+        n = config.num_actors or (max(cpus, MAX_CLUSTER_ACTORS) if on_cluster else cpus)
+        # Start what fits at once (growing from one actor costs seconds), let it
+        # shrink to one: a fixed-size pool hangs when a node dies (stack notes).
         return ds.map_batches(
             SegmentPipeline, fn_constructor_kwargs=model_kwargs, batch_size=1, num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n, initial_size=n),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n, initial_size=min(n, cpus)),
         )
     # GPUs: CPU tasks decode, one actor per GPU infers. An explicit task-pool size
     # that differs from the actor pool's keeps Ray from fusing decode into the
     # actors, where it would run serially (stack notes).
+    max_actors = config.num_actors or max(gpus, 1)
     ds = ds.map_batches(decode_batch, fn_kwargs={"card_json": card_json}, batch_size=1,
-                        compute=ray.data.TaskPoolStrategy(size=cpus), num_cpus=1)
+                        compute=ray.data.TaskPoolStrategy(size=max(cpus, max_actors + 1)), num_cpus=1)
+    # Several segments per call keep a GPU busy (one segment is ~600 windows).
     return ds.map_batches(
-        SegmentClassifier, fn_constructor_kwargs={**model_kwargs, "device": "cuda"}, batch_size=1,
+        SegmentClassifier, fn_constructor_kwargs={**model_kwargs, "device": "cuda"}, batch_size=4,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors), num_gpus=1, num_cpus=1,
     )
 
@@ -225,36 +241,11 @@ def _ensure_ray(config: SweepConfig) -> None:
     t0 = time.monotonic()
     ray.init(address=address, **kwargs)
     log.info("Ray ready (%s) in %.1f s", address, time.monotonic() - t0)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-
-
-class _CommitBatcher:
-    """Buffers finished recordings and commits them in batches (by count or time)."""
-
-    def __init__(self, store: OutputStore, run_id: str, max_recordings: int, max_interval_s: float):
-        self.store, self.run_id = store, run_id
-        self.max_recordings, self.max_interval_s = max_recordings, max_interval_s
-        self.buffer: list[FinishedRecording] = []
-        self.seq = 0
-        self.last = time.monotonic()
-
-    def add(self, finished: FinishedRecording) -> None:
-        self.buffer.append(finished)
-        if len(self.buffer) >= self.max_recordings or time.monotonic() - self.last >= self.max_interval_s:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        parts: dict[str, dict[str, list[pa.Table]]] = {}
-        for f in self.buffer:
-            for name, t in f.tables.items():
-                parts.setdefault(name, {}).setdefault(f.date, []).append(t)
-        merged = {name: {d: pa.concat_tables(ts) for d, ts in by_date.items()} for name, by_date in parts.items()}
-        self.store.commit(f"{self.run_id}-{self.seq:05d}", merged)
-        self.seq += 1
-        self.buffer.clear()
-        self.last = time.monotonic()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # A block that fails for good (its worker keeps dying) must not end the
+    # sweep: its recordings become error rows (RecordingAssembler.abandon).
+    ctx.max_errored_blocks = -1
 
 
 def _run_record(config: SweepConfig, model: LoadedModel, ctx: RunContext, started_at: dt.datetime,

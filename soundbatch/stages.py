@@ -35,7 +35,7 @@ SEGMENT_SCHEMA = pa.schema(
     [("recording", pa.string()), ("bytes", pa.int64()), ("etag", pa.string())]
     + [(c, pa.int64()) for c in ("seg", "n_segments", "w0", "w1", "n_windows_total", "frames",
                                   "sample_rate", "channels")]
-    + [("error", pa.string())]
+    + [("error", pa.string()), ("warning", pa.string())]
 )
 SEGMENT_COLUMNS = tuple(SEGMENT_SCHEMA.names)
 
@@ -63,14 +63,18 @@ def plan_segments(
     A recording that cannot be opened gives one row with ``error`` set and no windows.
     """
     grid = WindowGrid.from_card(card)
-    facts = dict(frames=-1, sample_rate=-1, channels=-1, error="")
+    facts = dict(frames=-1, sample_rate=-1, channels=-1, error="", warning="")
     spans = [(0, 0)]
     total = 0
     try:
         # A small buffer: a header is a few KiB, and on S3 each refill is a GET.
         with storage.open_input(uri, buffer_size=PROBE_BUFFER) as f:
             info = decode.probe(f)
+            declared = decode.wav_declared_frames(f, info)
         facts.update(frames=info.frames, sample_rate=info.sample_rate, channels=info.channels)
+        if declared is not None and declared > info.frames:
+            facts["warning"] = (f"truncated: the header declares {declared} frames, the file holds {info.frames} "
+                                f"({(declared - info.frames) / info.sample_rate:.2f} s missing)")
         total = grid.n_windows(decode.model_rate_samples(info, card.sample_rate))
         # Memory per worker is bounded by samples, not seconds: 5 minutes of
         # 96 kHz x 8 channels would be 900 MB of float32.
@@ -117,7 +121,7 @@ def decode_batch(batch: dict[str, np.ndarray], *, card_json: str) -> dict[str, n
         features.append(feat)
         rms.append(rms_i)
         decoded.append(frames_decoded)
-        warnings.append(warning)
+        warnings.append("; ".join(w for w in (batch["warning"][i], warning) if w))
     out.update(
         error=_column("error", errors),
         features=_column("features", features),
@@ -129,7 +133,7 @@ def decode_batch(batch: dict[str, np.ndarray], *, card_json: str) -> dict[str, n
 
 
 class SegmentClassifier:
-    """The one stateful predictor: an ONNX session per actor, fed many segments at once."""
+    """The one stateful predictor: an ONNX session per actor, fed one or more segments a call."""
 
     def __init__(self, model: LoadedModel, *, device: str = "cpu", batch_windows: int = 256, threads: int = 1):
         self.model = model
@@ -140,10 +144,16 @@ class SegmentClassifier:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {k: v for k, v in batch.items() if k != "features"}
         blobs = list(batch["features"])
-        arrays = [np.frombuffer(b, dtype=np.float32).reshape(-1, *self.window_shape) for b in blobs]
-        counts = [len(a) for a in arrays]
         errors = list(batch["error"])
         probs_out: list[bytes] = [b""] * len(blobs)
+        arrays = []
+        for i, b in enumerate(blobs):
+            try:
+                arrays.append(np.frombuffer(b, dtype=np.float32).reshape(-1, *self.window_shape))
+            except ValueError as exc:  # recorded as the recording's error
+                errors[i] = f"inference failed: features of {len(b)} bytes do not fit {self.window_shape}: {exc}"
+                arrays.append(np.zeros((0, *self.window_shape), np.float32))
+        counts = [len(a) for a in arrays]
         try:
             probs = self.classifier.predict(np.concatenate(arrays)) if sum(counts) else None
             offsets = np.cumsum([0, *counts])

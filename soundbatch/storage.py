@@ -48,6 +48,7 @@ from typing import BinaryIO, Iterable
 
 import pyarrow.fs as pafs
 
+from soundbatch.config import AUDIO_EXTENSIONS
 from soundbatch.errors import ConfigError, StorageError
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,6 @@ __all__ = [
     "write_bytes",
 ]
 
-#: Extensions of the audio formats soundbatch decodes (lower case, with dot).
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
-)
 #: Suffixes that always mark an input as a text file of URIs.
 LIST_SUFFIXES: frozenset[str] = frozenset({".txt", ".lst"})
 
@@ -655,7 +652,10 @@ def _read_uri_list(list_uri: str) -> list[FileEntry]:
         else:
             entry = _local_stat(uri) if os.path.isfile(uri) else None
         if entry is None:
-            raise StorageError(f"{list_uri} line {lineno}: {uri} does not exist or is not a file")
+            # Listed but missing: it stays in the sweep and ends as an error row
+            # ("does not exist"), so nothing listed is silently dropped.
+            log.warning("%s line %d: %s does not exist or is not a file", list_uri, lineno, uri)
+            return FileEntry(uri=uri, size=0, etag=None)
         return entry
 
     if any(is_s3(u) for _, u in uris):

@@ -8,7 +8,7 @@ import pytest
 from soundbatch.config import AUDIO_EXTENSIONS, SweepConfig, build_config
 from soundbatch.errors import ConfigError
 
-HASH_ARGS = {"model_sha256": "ab" * 32, "rms_gate_dbfs": -60.0, "thresholds": [0.5, 0.5]}
+HASH_ARGS = {"model_sha256": "ab" * 32, "card_json": "{}", "rms_gate_dbfs": -60.0, "thresholds": [0.5, 0.5]}
 
 
 @pytest.fixture
@@ -197,7 +197,6 @@ def test_results_hash_stable():
         {"min_event_s": 1.5},
         {"max_gap_s": 0.5},
         {"path_pattern": "{sensor}/{date}.wav"},
-        {"write_windows": True},
     ],
 )
 def test_results_hash_changes_with_results_setting(change):
@@ -210,6 +209,7 @@ def test_results_hash_changes_with_results_setting(change):
     "change",
     [
         {"model_sha256": "cd" * 32},
+        {"card_json": '{"classes": ["b", "a"]}'},
         {"rms_gate_dbfs": -50.0},
         {"thresholds": [0.5, 0.6]},
     ],
@@ -230,6 +230,7 @@ def test_results_hash_changes_with_effective_model_settings(change):
         {"device": "cuda"},
         {"commit_recordings": 5},
         {"num_cpus": 2},
+        {"write_windows": True},
     ],
 )
 def test_results_hash_ignores_speed_settings(change):

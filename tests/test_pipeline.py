@@ -118,6 +118,8 @@ def test_run_sweep_s3_mixed_formats_timelines(ray_local, s3_bucket, band_model):
     assert all(e for e in errors["error"].to_list())
     ok = recordings.filter(pl.col("status") == "ok")
     assert sorted(ok["sensor"].unique().to_list()) == ["S01", "S02", "S03"]
+    # Clean files carry no warning (an MP3's length is only estimated by its header).
+    assert ok.filter(~pl.col("recording").str.ends_with(".mp3"))["warning"].null_count() == 5
     assert ok["start_time"].null_count() == 0
     # Hive partition from the AudioMoth start time.
     assert set(recordings["date"].cast(pl.String).to_list()) == {"2026-11-23"}
@@ -187,6 +189,19 @@ def test_run_sweep_segments_equal_whole(ray_local, tmp_path, band_model):
     assert w_seg["label"].to_list() == w_whole["label"].to_list()
     cols = ["class", "onset_s", "offset_s", "n_windows"]
     assert e_seg.select(cols).rows() == e_whole.select(cols).rows()
+
+
+def test_run_sweep_uri_list_with_missing_entry(ray_local, tmp_path, band_model):
+    good = tmp_path / "in" / "good.flac"
+    good.parent.mkdir()
+    sf.write(good, _recording(16000, 1), 16000)
+    listing = tmp_path / "uris.txt"
+    listing.write_text(f"{good}\n{tmp_path}/in/gone.wav\n")
+    summary = _sweep(inputs=(str(listing),), out=str(tmp_path / "out"), model=band_model)
+    assert (summary.listed, summary.ok, summary.errors) == (2, 1, 1)
+    rec = scan(str(tmp_path / "out"), "recordings").collect().sort("recording")
+    assert rec["status"].to_list() == ["error", "ok"]  # gone.wav sorts before good.flac
+    assert "gone.wav" in rec["error"][0] and "not exist" in rec["error"][0]
 
 
 def test_run_sweep_bad_settings_fail_before_work(tmp_path, band_model):

@@ -115,3 +115,19 @@ def test_segment_classifier_failure_marks_only_the_culprit(tmp_path, model, monk
     assert "inference failed" in out["error"][1]
     assert out["error"][0] == "" and len(out["probs"][0]) > 0
     assert out["probs"][1] == b""
+
+
+def test_plan_segments_truncated_wav_warns(tmp_path, model):
+    path = tmp_path / "cut.wav"
+    _tone(path, 10.0, 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header still declares 10 s
+    rows = plan_segments(str(path), len(data) // 2, None, card=model.card, segment_s=300.0)
+    assert rows[0]["error"] == ""
+    assert rows[0]["warning"].startswith("truncated: the header declares 160000 frames")
+    assert rows[0]["frames"] < 160000
+
+
+def test_plan_segments_intact_wav_has_no_warning(tmp_path, model):
+    rows = plan_segments(_tone(tmp_path / "ok.wav", 3.0, 16000), 1, None, card=model.card, segment_s=300.0)
+    assert rows[0]["warning"] == ""

@@ -177,11 +177,13 @@ def test_list_inputs_single_audio_file(local_tree):
     assert storage.list_inputs([path], extensions=AUDIO_EXTENSIONS) == [storage._local_stat(path)]
 
 
-def test_list_inputs_list_entry_missing(tmp_path):
+def test_list_inputs_list_entry_missing_stays_listed(tmp_path, caplog):
+    """A listed file that is missing stays in the sweep (it ends as an error row)."""
     listing = tmp_path / "inputs.lst"
     listing.write_text("# one\n/nowhere/a.wav\n")
-    with pytest.raises(StorageError, match=r"inputs.lst line 2: /nowhere/a.wav does not exist"):
-        storage.list_inputs([str(listing)], extensions=AUDIO_EXTENSIONS)
+    entries = storage.list_inputs([str(listing)], extensions=AUDIO_EXTENSIONS)
+    assert entries == [storage.FileEntry(uri="/nowhere/a.wav", size=0, etag=None)]
+    assert "inputs.lst line 2: /nowhere/a.wav does not exist" in caplog.text
 
 
 @pytest.mark.parametrize("missing", ["no-such-folder", "no-such-*.wav"])
@@ -336,10 +338,10 @@ def test_list_inputs_s3_missing(s3_tree, uri, match):
 
 
 @pytest.mark.s3
-def test_list_inputs_s3_list_entry_missing(s3_tree):
+def test_list_inputs_s3_list_entry_missing_stays_listed(s3_tree):
     _put(s3_tree, {"l.txt": b"s3://sb-test/arch/none.wav\n"})
-    with pytest.raises(StorageError, match=r"l.txt line 1: s3://sb-test/arch/none.wav does not exist"):
-        storage.list_inputs(["s3://sb-test/l.txt"], extensions=AUDIO_EXTENSIONS)
+    entries = storage.list_inputs(["s3://sb-test/l.txt"], extensions=AUDIO_EXTENSIONS)
+    assert entries == [storage.FileEntry(uri="s3://sb-test/arch/none.wav", size=0, etag=None)]
 
 
 # ---------------------------------------------------------------- S3 files
