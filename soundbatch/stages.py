@@ -1,7 +1,9 @@
-"""The batch functions the Ray Data pipeline maps: probe, decode, classify.
+"""The units of work: plan a recording's segments, decode them, classify them.
 
-Each takes and returns ``dict[str, np.ndarray]`` batches and can be called on a
-plain batch in a test before Ray ever sees it. Rows travel as segments of a
+``plan_segments`` runs on the driver (one header read per recording). The
+others are what the Ray Data pipeline maps: each takes and returns
+``dict[str, np.ndarray]`` batches and can be called on a plain batch in a test
+before Ray ever sees it. Rows travel as segments of a
 recording: ``recording, seg, n_segments, w0, w1`` plus the file's facts.
 Features and probabilities cross stage boundaries as float32 bytes
 (``n_windows`` rows each), which Arrow carries as binary without surprises.
