@@ -193,6 +193,13 @@ class ModelCard(_Frozen):
     def window_s(self) -> float:
         return self.window_samples / self.sample_rate
 
+    @property
+    def window_shape(self) -> tuple[int, ...]:
+        """One window as soundbatch computes it: ``(n_mels, frames)`` or ``(samples,)``."""
+        if isinstance(self.window, FrameWindow):
+            return (self.features.n_mels, self.window.frames)  # type: ignore[union-attr]
+        return (self.window.samples,)
+
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one window as the graph takes it, batch dimension excluded."""
         w = self.window

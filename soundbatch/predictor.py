@@ -14,7 +14,6 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from soundbatch.card import FrameWindow
 from soundbatch.errors import ConfigError
 from soundbatch.model import LoadedModel
 
@@ -94,10 +93,7 @@ class OnnxClassifier:
         self.n_classes = len(card.classes)
         self._layout = card.input.layout
         self._apply = card.output.apply if card.output.activation == "logits" else None
-        if isinstance(card.window, FrameWindow):
-            self._window_shape: tuple[int, ...] = (card.features.n_mels, card.window.frames)  # type: ignore[union-attr]
-        else:
-            self._window_shape = (card.window.samples,)
+        self._window_shape = card.window_shape
         log.debug("%s: session on %s", model.model_id, self._session.get_providers())
 
     @property

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import polars as pl
+
+from soundbatch import storage
 
 
 def storage_options(root: str) -> dict[str, str] | None:
@@ -12,12 +12,12 @@ def storage_options(root: str) -> dict[str, str] | None:
     if not root.startswith("s3://"):
         return None
     opts = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = storage.endpoint_url()
     if endpoint:
         opts["aws_endpoint_url"] = endpoint
         if endpoint.startswith("http://"):
             opts["aws_allow_http"] = "true"
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = storage.region()
     if region:
         opts["aws_region"] = region
     return opts

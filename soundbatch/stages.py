@@ -141,7 +141,7 @@ class SegmentClassifier:
         self.model = model
         self.card = model.card
         self.classifier = OnnxClassifier(model, device=device, intra_op_threads=threads, max_batch=batch_windows)
-        self.window_shape = _window_shape(self.card)
+        self.window_shape = self.card.window_shape
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {k: v for k, v in batch.items() if k != "features"}
@@ -187,13 +187,6 @@ class SegmentPipeline:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.classify(decode_batch(batch, card_json=self.card_json))
-
-
-def _window_shape(card: ModelCard) -> tuple[int, ...]:
-    w = card.window
-    if hasattr(w, "frames"):
-        return (card.features.n_mels, w.frames)  # type: ignore[union-attr]
-    return (w.samples,)  # type: ignore[union-attr]
 
 
 _INT_COLUMNS = {"bytes", "seg", "n_segments", "w0", "w1", "n_windows_total", "frames", "sample_rate", "channels"}

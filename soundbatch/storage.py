@@ -175,12 +175,13 @@ def _aws_env_key() -> tuple:
     return (os.getpid(),) + tuple(os.environ.get(n) for n in names)
 
 
-def _endpoint_url() -> str | None:
+def endpoint_url() -> str | None:
     """The S3 endpoint from the environment, as botocore would choose it."""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def _region() -> str | None:
+def region() -> str | None:
+    """The AWS region from the environment (AWS_REGION, then AWS_DEFAULT_REGION)."""
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
@@ -207,17 +208,17 @@ def _s3_filesystem() -> pafs.S3FileSystem:
         fs = _fs_cache.get(key)
         if fs is None:
             kwargs: dict = {}
-            endpoint = _endpoint_url()
+            endpoint = endpoint_url()
             if endpoint:
                 scheme, override = _parse_endpoint(endpoint)
                 kwargs.update(scheme=scheme, endpoint_override=override)
-            region = _region()
-            if region:
-                kwargs["region"] = region
+            aws_region = region()
+            if aws_region:
+                kwargs["region"] = aws_region
             try:
                 fs = pafs.S3FileSystem(**kwargs)
             except Exception as exc:  # pyarrow raises OSError/ArrowInvalid on bad settings
-                raise StorageError(f"could not set up S3 with endpoint={endpoint!r} region={region!r}: {exc}") from exc
+                raise StorageError(f"could not set up S3 with endpoint={endpoint!r} region={aws_region!r}: {exc}") from exc
             _fs_cache[key] = fs
         return fs
 
@@ -257,8 +258,8 @@ def _s3_client(*, attempts: int = 5, timeout_s: float | None = None):
             # on the same endpoint even with botocore versions that ignore the variable.
             client = boto3.session.Session().client(
                 "s3",
-                endpoint_url=_endpoint_url(),
-                region_name=_region(),
+                endpoint_url=endpoint_url(),
+                region_name=region(),
                 config=botocore.config.Config(**cfg),
             )
             _client_cache[cache_key] = client
@@ -267,7 +268,7 @@ def _s3_client(*, attempts: int = 5, timeout_s: float | None = None):
 
 def _describe_s3_error(uri: str, exc: BaseException) -> str:
     """Words a user can act on for a boto3 / pyarrow S3 failure."""
-    endpoint = _endpoint_url() or "the AWS default endpoint"
+    endpoint = endpoint_url() or "the AWS default endpoint"
     name = type(exc).__name__
     code = ""
     response = getattr(exc, "response", None)
